@@ -34,7 +34,7 @@ from .bank import INDEX_TYPES, MemoryBank
 from .calibration import Calibration
 from .coreset import greedy_coreset
 from .features import FeatureExtractor, extract
-from .io import Scan, ScanError, load_scan
+from .io import Scan, load_scan, parse_pipeline, scan_from_array
 from .preprocess import Preprocessing
 from .scoring import SCORE_RULES, anomaly_map, image_score, map_to_original
 
@@ -81,6 +81,8 @@ class ScoreResult:
     nearest_domain: str | None     # best bank even when unknown
     routing_confidence: float      # relative margin of the best bank over the runner-up, in [0, 1]
     route_distances: dict          # mean nearest-neighbour distance per searched bank
+    out_of_domain: bool            # the nearest bank's mean distance is beyond its calibrated normal range
+    ood_ratio: float               # that distance / the unknown-domain limit (> 1: out of domain)
     raw_score: float | None
     calibrated_score: float | None  # raw / threshold: 1.0 is at the threshold
     normal_percentile: float | None
@@ -115,20 +117,7 @@ def as_scan(item) -> Scan:
         return item
     if isinstance(item, (str, Path, bytes)):
         return load_scan(item)
-    arr = np.asarray(item)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
-        raise ScanError(f"array of shape {arr.shape} is not an H×W or H×W×3 image")
-    if arr.dtype == np.uint8:
-        model = arr.astype(np.float32) / 255.0
-    elif arr.dtype.kind == "f" and np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1:
-        model = arr.astype(np.float32)
-    else:
-        from .io import percentile_window
-        model = percentile_window(arr)
-    from .io import _finish
-    return _finish(arr.astype(np.float32), model, "array", "array", {})
+    return scan_from_array(item)
 
 
 class PatchCoreCL:
@@ -202,16 +191,29 @@ class PatchCoreCL:
 
     # -- enrolment --------------------------------------------------------------
     def enroll(self, domain: str, images: Iterable, *, mode: str = "new", user: str | None = None,
-               progress: Progress | None = None, info: dict | None = None) -> Domain:
+               progress: Progress | None = None, info: dict | None = None, intensity: str | None = None,
+               calibration: Iterable | None = None) -> Domain:
         """Enroll a domain from normal scans. On any error nothing changes.
 
         ``mode``: ``new`` (refuses an existing name), ``extend`` (adds scans to an
         existing domain) or ``replace`` (discards the existing domain's bank first).
+        ``intensity``: the scan-I/O pipeline feeding the model for this domain (``default``,
+        ``auto``, ``preset:lung``, ``window:C/W``; see ``core.io.scan``). It is recorded and reused at
+        scoring; ``extend`` keeps the domain's recorded one.
+        ``calibration``: normal scans kept apart for calibration (e.g. a benchmark's validation
+        normals); by default ``holdout_fraction`` of the cohort is held out instead.
         """
         report = progress or (lambda stage, frac: None)
         self._check_enroll(domain, mode)
-        scans = self._load_inputs(images)
         old = self.domains.get(domain)
+        if mode == "extend":
+            intensity = old.info.get("intensity", "default")
+        intensity = intensity or "default"
+        try:
+            parse_pipeline(intensity)
+        except ValueError as exc:
+            raise EnrollmentError(str(exc)) from None
+        scans = [s.with_intensity(intensity) for s in self._load_inputs(images)]
         known = set(old.input_hashes) if (old is not None and mode == "extend") else set()
         uniq: dict[str, Scan] = {}
         for s in scans:
@@ -219,19 +221,21 @@ class PatchCoreCL:
                 uniq.setdefault(s.sha256, s)
         if mode == "extend" and not uniq:
             raise EnrollmentError(f"all scans are already part of domain '{domain}'")
-        if mode != "extend" and len(uniq) < 2:
+        cal_scans = [s.with_intensity(intensity) for s in self._load_inputs(calibration)] if calibration else []
+        if mode != "extend" and len(uniq) < (1 if cal_scans else 2):
             raise EnrollmentError("enrolment needs at least 2 distinct normal scans "
                                   "(one for the memory bank, one for calibration)")
         # sorted by content hash, then a seeded split: the same cohort in any file order gives the same model
         hashes = sorted(uniq)
         rng = np.random.default_rng([self.params["seed"], int(hashlib.sha256(domain.encode()).hexdigest()[:8], 16)])
         order = rng.permutation(len(hashes))
-        n_cal = 0 if mode == "extend" else min(self.params["max_calibration_images"],
-                                                max(1, round(self.params["holdout_fraction"] * len(hashes))))
+        n_cal = 0 if mode == "extend" or cal_scans else min(
+            self.params["max_calibration_images"], max(1, round(self.params["holdout_fraction"] * len(hashes))))
         cal_ids, train_ids = sorted(order[:n_cal]), sorted(order[n_cal:])
 
         report("features", 0.0)
         images_in = [uniq[hashes[i]].model_image for i in list(train_ids) + list(cal_ids)]
+        images_in += [s.model_image for s in cal_scans[:self.params["max_calibration_images"]]]
         feats = extract(self.extractor, self.preprocessing, images_in,
                         progress=lambda done, total: report("features", done / total))
         train, cal = feats[:len(train_ids)], feats[len(train_ids):]
@@ -258,7 +262,7 @@ class PatchCoreCL:
         new = Domain(name=domain, coreset=np.ascontiguousarray(patches[picks]), heldout=heldout,
                      global_embeddings=np.ascontiguousarray(globals_, dtype=np.float32), n_images=n_images,
                      input_hashes=input_hashes, enrolled_at=_now(), enrolled_by=user,
-                     info=dict(info or {}, mode=mode, intensity="io-default"))
+                     info=dict(info or {}, mode=mode, intensity=intensity))
         report("calibration", 0.0)
         domains = {k: replace(v) for k, v in self.domains.items()}
         domains[domain] = new
@@ -351,9 +355,18 @@ class PatchCoreCL:
 
     def route(self, feats: np.ndarray, metadata: dict | None = None) -> tuple[str, float, dict, str]:
         """(domain, confidence, mean NN distance per searched bank, how it was routed)."""
-        return self._route(feats, metadata)[:4]
+        return self._route({p: feats for p in self.pipelines()}, metadata)[:4]
 
-    def _route(self, feats: np.ndarray, metadata: dict | None):
+    def pipelines(self) -> set[str]:
+        """The distinct intensity pipelines of the enrolled domains (usually just 'default')."""
+        return {d.info.get("intensity", "default") for d in self.domains.values()} or {"default"}
+
+    def _features_by_pipeline(self, scans: list[Scan]) -> dict[str, np.ndarray]:
+        return {p: extract(self.extractor, self.preprocessing, [s.with_intensity(p).model_image for s in scans])
+                for p in sorted(self.pipelines())}
+
+    def _route(self, feats_by: dict[str, np.ndarray], metadata: dict | None):
+        """Each domain is compared on features made with its own intensity pipeline."""
         if not self.domains:
             raise RuntimeError("no domain is enrolled yet")
         names = list(self.domains)
@@ -362,18 +375,19 @@ class PatchCoreCL:
         k = self.params["route_shortlist"]
         if hint is not None:
             names, how = [hint], "metadata"
-        elif k and len(names) > k:  # stage 1: nearest training image by global embedding
-            g = feats.mean(axis=0)
-            near = [float(np.min(np.linalg.norm(self.domains[n].global_embeddings - g, axis=1))) for n in names]
+        feats = {n: feats_by[self.domains[n].info.get("intensity", "default")] for n in names}
+        if hint is None and k and len(names) > k:  # stage 1: nearest training image by global embedding
+            near = [float(np.min(np.linalg.norm(self.domains[n].global_embeddings - feats[n].mean(axis=0), axis=1)))
+                    for n in names]
             names = [names[i] for i in np.argsort(near, kind="stable")[:k]]
-        searches = {n: self._search(feats, self.domains[n].bank) for n in names}
+        searches = {n: self._search(feats[n], self.domains[n].bank) for n in names}
         dists = {n: float(s[0].mean()) for n, s in searches.items()}
         ranked = sorted(dists, key=dists.get)
         conf = 1.0
         if len(ranked) > 1:
             d1, d2 = dists[ranked[0]], dists[ranked[1]]
             conf = float((d2 - d1) / d2) if d2 > 0 else 0.0
-        return ranked[0], conf, dists, how, searches[ranked[0]]
+        return ranked[0], conf, dists, how, searches[ranked[0]], feats[ranked[0]]
 
     def _hint(self, metadata: dict | None) -> str | None:
         hints = self.params["route_hints"]
@@ -390,7 +404,7 @@ class PatchCoreCL:
         """Route, score and decide for one scan (a Scan, path, bytes or array)."""
         t0 = time.perf_counter()
         scan = as_scan(scan)
-        feats = extract(self.extractor, self.preprocessing, [scan.model_image])[0]
+        feats = {p: f[0] for p, f in self._features_by_pipeline([scan]).items()}
         t1 = time.perf_counter()
         return self._score_features(feats, scan, with_map, t0, t1)
 
@@ -398,29 +412,44 @@ class PatchCoreCL:
         """Batched feature extraction, then per-scan routing and scoring."""
         scans = [as_scan(s) for s in scans]
         t0 = time.perf_counter()
-        feats = extract(self.extractor, self.preprocessing, [s.model_image for s in scans])
+        feats = self._features_by_pipeline(scans)
         t1 = time.perf_counter()
         per = (t1 - t0) / max(1, len(scans))
         out = []
-        for f, s in zip(feats, scans):
+        for i, s in enumerate(scans):
             t = time.perf_counter()
-            out.append(self._score_features(f, s, with_map, t - per, t))
+            out.append(self._score_features({p: f[i] for p, f in feats.items()}, s, with_map, t - per, t))
         return out
 
-    def _score_features(self, feats, scan: Scan, with_map: bool, t0: float, t1: float) -> ScoreResult:
-        name, conf, dists, how, (nn_dist, nn_idx) = self._route(feats, scan.metadata)
+    def _score_features(self, feats_by, scan: Scan, with_map: bool, t0: float, t1: float) -> ScoreResult:
+        return self.score_features(feats_by, scan.metadata, scan.shape if with_map else None, t0=t0, t1=t1)
+
+    def score_features(self, feats_by: dict[str, np.ndarray], metadata: dict | None = None,
+                       shape: tuple[int, int] | None = None, reject_unknown: bool = True, t0: float | None = None,
+                       t1: float | None = None) -> ScoreResult:
+        """Route and score precomputed features ({pipeline: (P, D)}), e.g. cached ones in an evaluation.
+
+        ``shape``: the scan's (H, W), for the full-resolution map. ``reject_unknown=False`` still scores a
+        scan that is out of domain (against its nearest bank) and marks it, for evaluation.
+        """
+        t0 = time.perf_counter() if t0 is None else t0
+        t1 = t0 if t1 is None else t1
+        name, conf, dists, how, (nn_dist, nn_idx), feats = self._route(feats_by, metadata)
         t2 = time.perf_counter()
         dom = self.domains[name]
         cal = dom.calibration
-        if cal.is_unknown_domain(dists[name]):
-            return ScoreResult("unknown_domain", None, name, conf, dists, None, None, None, None,
+        ood = cal.is_unknown_domain(dists[name])
+        ratio = float(dists[name] / cal.ood_threshold) if cal.ood_threshold > 0 else float("inf")
+        if ood and reject_unknown:
+            return ScoreResult("unknown_domain", None, name, conf, dists, True, ratio, None, None, None, None,
                                model_version=self.version, routed_by=how,
                                timings_ms=dict(features=1e3 * (t1 - t0), route=1e3 * (t2 - t1)))
         raw, mmap = self._score_from_nn(feats, nn_dist, nn_idx, dom.bank)
         t3 = time.perf_counter()
-        amap = map_to_original(mmap, self.preprocessing, *scan.shape) if with_map else None
-        decision = "suspicious" if raw > cal.threshold else "normal"
-        return ScoreResult(decision, name, name, conf, dists, raw, cal.calibrated(raw), cal.normal_percentile(raw),
+        amap = map_to_original(mmap, self.preprocessing, *shape) if shape is not None else None
+        decision = "unknown_domain" if ood else ("suspicious" if raw > cal.threshold else "normal")
+        return ScoreResult(decision, name, name, conf, dists, ood, ratio, raw, cal.calibrated(raw),
+                           cal.normal_percentile(raw),
                            cal.threshold, cal.map_threshold, amap, mmap, self.version, how,
                            dict(features=1e3 * (t1 - t0), route=1e3 * (t2 - t1), score=1e3 * (t3 - t2),
                                 total=1e3 * (time.perf_counter() - t0)))

@@ -3,7 +3,8 @@
 Source images (no download needed):
 - ``brain``: axial slices of nilearn's MNI152 T1 template (MRI);
 - ``chest``: the CR chest radiograph ``RG1_UNCR.dcm`` from ``pydicom-data``;
-- ``ct``: the abdominal CT slice ``693_UNCR.dcm`` from ``pydicom-data`` (soft-tissue window);
+- ``ct``: the head CT slice ``693_UNCR.dcm`` from ``pydicom-data`` (window 40 / 400 HU);
+- ``extremity``: the CR extremity radiograph ``RG3_UNCR.dcm`` from ``pydicom-data``;
 - ``histology``: crops of scikit-image's immunohistochemistry image;
 - ``retina``: crops of scikit-image's retina fundus photograph.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DOMAINS = ("brain", "chest", "ct", "histology", "retina")
+DOMAINS = ("brain", "chest", "ct", "histology", "retina", "extremity")
 
 
 def _square(img: np.ndarray, size: int) -> np.ndarray:
@@ -69,6 +70,8 @@ class _Source:
             self.base = _square(_dicom_pixels("RG1_UNCR.dcm"), 2 * size)
         elif domain == "ct":
             self.base = _square(_dicom_pixels("693_UNCR.dcm", window=(40, 400)), 2 * size)
+        elif domain == "extremity":
+            self.base = _square(_dicom_pixels("RG3_UNCR.dcm"), 2 * size)
         elif domain in ("histology", "retina"):
             from skimage import data
 
@@ -81,7 +84,7 @@ class _Source:
         s = self.size
         if self.domain == "brain":
             return _square(self.slices[rng.integers(len(self.slices))], s)
-        if self.domain in ("chest", "ct"):
+        if self.domain in ("chest", "ct", "extremity"):
             return cv2.resize(self.base, (s, s), interpolation=cv2.INTER_AREA)
         h, w = self.base.shape[:2]
         c = int(min(h, w) * (0.45 if self.domain == "histology" else 0.6))

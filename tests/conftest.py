@@ -16,7 +16,7 @@ def demo_root(tmp_path_factory):
     from core.demo import make_demo
 
     root = tmp_path_factory.mktemp("demo")
-    make_demo(root, domains=("brain", "chest", "histology"), n_train=20, n_valid=4, n_test=8, seed=0)
+    make_demo(root, domains=("brain", "chest", "histology"), n_train=30, n_valid=4, n_test=12, seed=0)
     return root
 
 
