@@ -130,6 +130,18 @@ def cmd_remove(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    res = evaluate(args.root, args.out, order=args.order.split(",") if args.order else None, mode=args.mode,
+                   backbone=args.backbone, budget=args.budget,
+                   baselines=[b for b in (args.baselines or "").split(",") if b],
+                   limit_per_split=args.limit_per_split, seed=args.seed, device=args.device or "auto",
+                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(json.dumps(dict(final=res["final"], timing=res["timing"])))
+    return 0
+
+
 def cmd_make_demo(args) -> int:
     from .demo import make_demo
 
@@ -176,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("remove", help="remove a domain (as a new version)")
     rm.add_argument("domain")
     rm.set_defaults(func=cmd_remove)
+
+    ev = sub.add_parser("evaluate", help="continual benchmark on a BMAD-layout folder (one folder per domain)")
+    ev.add_argument("root")
+    ev.add_argument("--out", required=True, help="output folder for results.json, report.md, report.html")
+    ev.add_argument("--order", default=None, help="domain order, comma-separated (default: alphabetical)")
+    ev.add_argument("--mode", choices=("default", "paper"), default="default")
+    ev.add_argument("--backbone", default=None, help="default: efficientnet_lite0 (default mode), "
+                    "wide_resnet50_2 (paper mode)")
+    ev.add_argument("--budget", type=int, default=None, help="total patch budget (default 30000)")
+    ev.add_argument("--baselines", default="joint,task_specific", help="comma-separated; empty for none")
+    ev.add_argument("--limit-per-split", type=int, default=None, help="at most N images per split and class")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("make-demo", help="write the offline demo benchmark (BMAD layout)")
     d.add_argument("dir")
