@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# no test may reach the network: the hub clients fail fast instead of trying
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TIMM_OFFLINE", "1")
 sys.path.insert(0, str(ROOT))
 ARTIFACTS = ROOT / "test-artifacts"
 
