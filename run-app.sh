@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/venv.sh requirements.txt
-exec .venv/bin/python -m streamlit run app/main.py "$@"
+exec .venv/bin/python -m streamlit run app/main.py --server.address="${ADDRESS:-localhost}" "$@"

@@ -1,8 +1,13 @@
-"""A per-domain memory bank of normal patch features behind a faiss index.
+"""A per-domain memory bank of normal patch features, with exact or faiss approximate search.
 
 The patches are the source of truth (they are what the store saves, in
-safetensors); the faiss index is rebuilt from them on load, so nothing
-pickled or opaque ever sits in the model store.
+safetensors); any index is rebuilt from them on load, so nothing pickled or
+opaque ever sits in the model store.
+
+Exact search (the default) is one BLAS matrix product per bank chunk,
+``|q|² − 2 q·x + |x|²``: on this 2-core CPU it measured about 4× faster than
+faiss's own ``IndexFlatL2`` for PatchCore's shape (784 queries × 30k × 152).
+faiss serves the approximate indexes.
 """
 from __future__ import annotations
 
@@ -29,7 +34,9 @@ class MemoryBank:
             raise ValueError("a memory bank needs a non-empty N × D array of patches")
         self.patches = patches
         self.index_type = index_type
-        self.index, self._keepalive = self._build(patches, index_type, seed)
+        self._sq = np.einsum("ij,ij->i", patches, patches)
+        self.index, self._keepalive = (None, None) if index_type == "flat" or len(patches) < 1024 else \
+            self._build(patches, index_type, seed)
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -47,9 +54,7 @@ class MemoryBank:
         """(index, quantizer): the quantizer must outlive an IVF index, so the bank holds it too."""
         n, d = x.shape
         quantizer = None
-        if kind == "flat" or n < 1024:  # small banks: exact is as fast as anything
-            index = faiss.IndexFlatL2(d)
-        elif kind == "hnsw":
+        if kind == "hnsw":
             index = faiss.IndexHNSWFlat(d, 32)
             index.hnsw.efSearch = 64
         else:
@@ -70,5 +75,35 @@ class MemoryBank:
         """Euclidean distances (not squared) and indices of the ``k`` nearest patches."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, len(self))
-        d2, idx = self.index.search(q, k)
+        if self.index is not None:
+            d2, idx = self.index.search(q, k)
+        else:
+            d2, idx = self._exact(q, k)
         return np.sqrt(np.maximum(d2, 0)), idx
+
+    def _exact(self, q: np.ndarray, k: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k-NN by chunked matrix products (memory stays at len(q) × chunk floats)."""
+        q_sq = np.einsum("ij,ij->i", q, q)[:, None]
+        best_d = np.full((len(q), k), np.inf, np.float32)
+        best_i = np.zeros((len(q), k), np.int64)
+        rows = np.arange(len(q))[:, None]
+        for start in range(0, len(self.patches), chunk):
+            x = self.patches[start:start + chunk]
+            d = q @ x.T
+            d *= -2.0
+            d += self._sq[start:start + chunk]
+            d += q_sq
+            if k == 1:
+                j = np.argmin(d, axis=1)
+                dj = d[rows[:, 0], j][:, None]
+                better = dj < best_d
+                best_d = np.where(better, dj, best_d)
+                best_i = np.where(better, j[:, None] + start, best_i)
+                continue
+            kk = min(k, d.shape[1])
+            part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+            cand_d = np.concatenate([best_d, d[rows, part]], axis=1)
+            cand_i = np.concatenate([best_i, part + start], axis=1)
+            order = np.argsort(cand_d, axis=1, kind="stable")[:, :k]
+            best_d, best_i = cand_d[rows, order], cand_i[rows, order]
+        return best_d, best_i

@@ -131,6 +131,7 @@ class PatchCoreCL:
                  ood_fpr: float = 0.01, ood_margin: float = 0.5, route_shortlist: int | None = 2,
                  route_hints: dict | None = None, index_type: str = "flat", coreset_projection: str = "auto",
                  coreset_target_dim: int | None = None, coreset_eps: float = 0.9, coreset_start: str = "seeded",
+                 coreset_max_patches: int | None = 300_000,
                  seed: int = 0, device: str = "auto", precision: str = "auto", batch_size: int = 16,
                  allow_download: bool = True):
         if budget < 1:
@@ -151,7 +152,8 @@ class PatchCoreCL:
                            ood_fpr=float(ood_fpr), ood_margin=float(ood_margin), route_shortlist=route_shortlist,
                            route_hints=dict(route_hints or {}), index_type=index_type,
                            coreset_projection=coreset_projection, coreset_target_dim=coreset_target_dim,
-                           coreset_eps=float(coreset_eps), coreset_start=coreset_start, seed=int(seed),
+                           coreset_eps=float(coreset_eps), coreset_start=coreset_start,
+                           coreset_max_patches=coreset_max_patches, seed=int(seed),
                            device=device, precision=precision, batch_size=int(batch_size),
                            allow_download=allow_download)
         torch.manual_seed(seed)
@@ -168,7 +170,7 @@ class PatchCoreCL:
         """The published PatchCoreCL settings (see shared reference and README for what differs)."""
         kw = dict(backbone=backbone, aggregation="paper", resize="resize_crop", budget=budget,
                   score_rule="reweighted", reweight_neighbours=3, route_shortlist=None,
-                  coreset_projection="sparse", coreset_eps=0.9, coreset_start="first")
+                  coreset_projection="sparse", coreset_eps=0.9, coreset_start="first", coreset_max_patches=None)
         kw.update(overrides)
         return cls(**kw)
 
@@ -254,6 +256,12 @@ class PatchCoreCL:
             n_images += old.n_images
             input_hashes = old.input_hashes + input_hashes
         report("coreset", 0.0)
+        cap = self.params.get("coreset_max_patches")
+        if cap and len(patches) > cap:
+            # the greedy loop is O(N · picks) and memory-bound: above the cap it runs on a seeded uniform
+            # subset of the patches (neighbouring patches are near-duplicates, so little is lost)
+            keep = np.sort(np.random.default_rng(self.params["seed"]).choice(len(patches), cap, replace=False))
+            patches = patches[keep]
         picks = greedy_coreset(patches, min(share, len(patches)), projection=self.params["coreset_projection"],
                                eps=self.params["coreset_eps"], target_dim=self.params["coreset_target_dim"],
                                seed=self.params["seed"], start=0 if self.params["coreset_start"] == "first" else None,
