@@ -127,6 +127,8 @@ def main():
     ap.add_argument("--n-enroll", type=int, default=1000, help="images in the enrolment-throughput run")
     ap.add_argument("--per-domain", type=int, default=60, help="training images per domain for scoring runs")
     ap.add_argument("--budget", type=int, default=30_000)
+    ap.add_argument("--parts", default="enrollment,coreset,scoring,index",
+                    help="comma-separated subset of: enrollment, coreset, scoring, index")
     args = ap.parse_args()
     if args.quick:
         args.n_enroll, args.per_domain = 200, 30
@@ -134,7 +136,24 @@ def main():
     res = dict(machine=machine(), settings=dict(vars(args), backbone="efficientnet_lite0", image_size=224,
                                                  score_rule="topk_mean", index="flat"))
 
-    # 1. enrolment throughput: N images of one domain into an empty model (share = the whole budget)
+    parts = set(args.parts.split(","))
+    if "enrollment" in parts:
+        bench_enrollment(args, res)
+    ours_sub = PatchCoreCL(budget=args.budget)
+    if "coreset" in parts:
+        bench_coreset(args, res, ours_sub)
+    if "scoring" in parts or "index" in parts:
+        model, tests = bench_scoring_all(args, res)
+        if "index" in parts:
+            bench_index(res, model, tests)
+    res["peak_rss_mb"] = peak_rss_mb()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(json.dumps(dict(written=args.out, peak_rss_mb=res["peak_rss_mb"])))
+
+
+def bench_enrollment(args, res):
+    """Enrolment throughput: N images of one domain into an empty model (share = the whole budget)."""
     pool = images("brain", args.n_enroll, seed=1)
     model = PatchCoreCL(budget=args.budget)
     stages = {}
@@ -172,9 +191,10 @@ def main():
                                   reference_feature_seconds=ref_feat_s, reference_coreset_seconds_extrapolated=ref_core_s,
                                   speedup=(ref_feat_s + ref_core_s) / ours_sub_s))
     print(json.dumps({"enrollment": res["enrollment"]}), flush=True)
-    del model, pool
 
-    # 2. coreset seconds vs N (n = 5,000 picks, Lite0 features; naive reference on the smaller N)
+
+def bench_coreset(args, res, ours_sub):
+    """Coreset seconds vs N (n = 5,000 picks, Lite0 features; naive reference on the smaller N)."""
     rows = []
     base = np.concatenate([ours_sub.features(images(d, 40, seed=2)).reshape(-1, 152) for d in DOMAINS[:5]])
     for n_points in ([25_000, 50_000, 100_000] if args.quick else [25_000, 50_000, 100_000, 200_000]):
@@ -191,7 +211,9 @@ def main():
         print(json.dumps(row), flush=True)
     res["coreset"] = rows
 
-    # 3. scoring latency at 1, 3 and 6 domains, total budget fixed
+
+def bench_scoring_all(args, res):
+    """Scoring latency at 1, 3 and 6 domains, total budget fixed."""
     model = PatchCoreCL(budget=args.budget)
     tests = {}
     res["scoring"] = {}
@@ -205,8 +227,11 @@ def main():
         if k + 1 in (1, 3, 6):
             bench_scoring(model, DOMAINS[:k + 1], tests, 30 if args.quick else 60, res["scoring"])
     res["scoring_enroll_seconds"] = enroll_s
+    return model, tests
 
-    # 4. approximate indexes: recall@1 against exact on one 5,000-patch bank
+
+def bench_index(res, model, tests):
+    """Approximate indexes: recall@1 against exact on one 5,000-patch bank."""
     bank_x = model.domains["brain"].coreset[:5000]
     q = model.features(tests["brain"][1][:5]).reshape(-1, 152)
     exact = MemoryBank(bank_x, "flat")
@@ -220,10 +245,6 @@ def main():
         _, ai = b.search(q)
         res["index_recall"][kind] = dict(recall_at_1=float((ai[:, 0] == ei[:, 0]).mean()),
                                          search_ms_per_image=(time.perf_counter() - t) * 1e3 / 5)
-    res["peak_rss_mb"] = peak_rss_mb()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2))
-    print(json.dumps(dict(written=args.out, peak_rss_mb=res["peak_rss_mb"])))
 
 
 if __name__ == "__main__":

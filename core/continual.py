@@ -131,7 +131,7 @@ class PatchCoreCL:
                  ood_fpr: float = 0.01, ood_margin: float = 0.5, route_shortlist: int | None = 2,
                  route_hints: dict | None = None, index_type: str = "flat", coreset_projection: str = "auto",
                  coreset_target_dim: int | None = None, coreset_eps: float = 0.9, coreset_start: str = "seeded",
-                 coreset_max_patches: int | None = 300_000,
+                 coreset_max_patches: int | None = 200_000,
                  seed: int = 0, device: str = "auto", precision: str = "auto", batch_size: int = 16,
                  allow_download: bool = True):
         if budget < 1:
