@@ -86,6 +86,8 @@ def test_browser_enroll_review_confirm_and_access(server, demo_root):
     SHOTS.mkdir(parents=True, exist_ok=True)
     png = sorted((demo_root / "chest" / "test" / "Ungood" / "img").glob("*.png"))[0]
     dcm = Path(get_testdata_file("CT_small.dcm"))
+    junk = Path(server["log"]).parent / "not_a_scan.png"
+    junk.write_bytes(b"this is not an image")
     timings = {}
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
@@ -97,8 +99,11 @@ def test_browser_enroll_review_confirm_and_access(server, demo_root):
         page.get_by_role("button", name="Enroll the demo domains").click()
         page.get_by_text("Or try a bundled demo scan").wait_for(timeout=400_000)  # enrolment finished
         page.screenshot(path=str(SHOTS / "01_enrolled.png"))
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files([str(png), str(dcm)])
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files([str(png), str(dcm),
+                                                                                          str(junk)])
         page.get_by_text("Decision:").wait_for()
+        page.get_by_text("not_a_scan.png: not a DICOM or image file").wait_for()  # a readable message, no traceback
+        assert page.get_by_text("Traceback").count() == 0
         timings["first_heatmap_s"] = time.perf_counter() - server["t0"]
         charts = page.locator('[data-testid="stPlotlyChart"]')
         charts.nth(1).wait_for()

@@ -16,6 +16,43 @@ import numpy as np
 from .scan import Scan, ScanError, apply_window, finish, parse_pipeline, percentile_window
 
 MAX_PIXELS = 100_000_000          # one frame
+GDCM_TIMEOUT_S = 120
+
+
+def _keep_gdcm_out_of_process() -> bool:
+    """Unregister GDCM from pydicom's in-process decoders (it can abort the process on damaged data);
+    it is used through ``gdcm_worker`` in a child process instead. True if GDCM is installed."""
+    try:
+        import gdcm  # noqa: F401
+    except ImportError:
+        return False
+    from pydicom.pixels.decoders import base
+
+    for decoder in base._PIXEL_DATA_DECODERS.values():
+        for d in (decoder if isinstance(decoder, (list, tuple)) else [decoder]):
+            try:
+                d.remove_plugin("gdcm")
+            except (ValueError, KeyError, AttributeError):
+                pass
+    return True
+
+
+HAVE_GDCM = _keep_gdcm_out_of_process()
+
+
+def _decode_with_gdcm(data: bytes, name: str, ts_name: str) -> np.ndarray:
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run([sys.executable, "-m", "core.io.gdcm_worker"], input=data, capture_output=True,
+                             timeout=GDCM_TIMEOUT_S, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    except subprocess.TimeoutExpired:
+        raise ScanError(f"{name}: decoding {ts_name} took too long (damaged data?)") from None
+    if out.returncode != 0 or not out.stdout:
+        raise ScanError(f"{name}: compressed with {ts_name}; the installed decoders could not decode it "
+                        f"(damaged data or an unsupported variant)")
+    return np.load(io.BytesIO(out.stdout), allow_pickle=False)
 MAX_TOTAL_PIXELS = 1_000_000_000  # all frames
 PHI_TAGS = ("PatientName", "PatientID", "PatientBirthDate")
 
@@ -108,12 +145,15 @@ def load_dicom(data: bytes, name: str) -> Scan:
             arr = ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
         msg = str(exc).lower()
-        if "exceptions were raised by all available plugins" in msg:
+        if HAVE_GDCM and ts is not None and ts.is_compressed and ("plugin" in msg or "unable to decode" in msg):
+            arr = _decode_with_gdcm(data, name, ts_name)
+        elif "exceptions were raised by all available plugins" in msg:
             raise ScanError(f"{name}: compressed with {ts_name}; the installed decoders could not decode it "
                             f"(damaged data or an unsupported variant)") from None
-        if "no pixel data handler" in msg or "plugin" in msg or "not supported" in msg or "no available" in msg:
+        elif "no pixel data handler" in msg or "plugin" in msg or "not supported" in msg or "no available" in msg:
             raise ScanError(f"{name}: compressed with {ts_name} and no decoder is installed") from None
-        raise ScanError(f"{name}: the pixel data could not be decoded ({ts_name})") from None
+        else:
+            raise ScanError(f"{name}: the pixel data could not be decoded ({ts_name})") from None
     except Exception as exc:
         raise ScanError(f"{name}: the pixel data is damaged or truncated ({ts_name}: "
                         f"{exc.__class__.__name__})") from None
