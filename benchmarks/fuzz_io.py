@@ -32,7 +32,7 @@ def main():
     names = sorted(seeds)
     counts, escaped = Counter(), []
     t = time.perf_counter()
-    for i in range(args.cases):
+    for _ in range(args.cases):
         name = names[rng.integers(len(names))]
         case = (int(rng.integers(4)), float(rng.random()), int(rng.integers(2 ** 32)), int(rng.integers(1, 65)))
         data = mutate(seeds[name], *case)

@@ -1,5 +1,4 @@
 """Page logic with streamlit.testing.v1.AppTest (the browser test is tests/test_e2e_browser.py)."""
-import os
 import threading
 from pathlib import Path
 

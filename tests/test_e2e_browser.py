@@ -3,6 +3,7 @@
 Skipped (with the reason) when /usr/bin/chromium or the playwright package is missing; .ci/run
 installs Chromium with apt. Screenshots go to test-artifacts/e2e/.
 """
+import http.client
 import io
 import json
 import os
@@ -10,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,9 @@ def server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)  # loopback only
+            conn.request("GET", "/_stcore/health")
+            if conn.getresponse().read().strip() == b"ok":
                 break
         except OSError:
             time.sleep(0.5)

@@ -133,8 +133,9 @@ def test_sigkill_during_enrolment_leaves_previous_version_intact(tmp_path, demo_
         proc.wait()
         cur = store.current()
         model = store.load()  # whatever is current must load and verify
-        assert cur in store.version_ids()
+        assert cur in store.version_ids() and cur >= good  # never points back or at a half-written version
         assert model.version == cur
+        assert store.load(good).version == good  # the version before the kill is intact
         for v in store.version_ids():  # no version was damaged
             store.manifest(v)
         good = cur

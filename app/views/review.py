@@ -60,9 +60,8 @@ if scan.frames > 1:
 
 
 @st.cache_data(max_entries=256, show_spinner="Scoring…")
-def _score(_scan, key: tuple):
-    r = model.score(_scan)
-    return r
+def _score(_scan, key: tuple):  # key: (scan hash, model version); the scan itself is not hashed
+    return model.score(_scan)
 
 
 result = _score(scan, (scan.sha256, model.version))
